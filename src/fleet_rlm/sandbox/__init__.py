@@ -1,0 +1,1 @@
+"""Sandboxes: one driver protocol (`interpreter`), several ways to start the driver."""
