@@ -177,7 +177,11 @@ class _Recorder(BaseCallback):
         if self._pending is not None:  # the code never ran (e.g. not parseable as Python)
             pending, self._pending = self._pending, None
             self._emit_step(
-                pending, code=pending["code"], output="(code was not run)", error=True, duration=0.0
+                pending,
+                code=pending["code"],
+                output="(not run: no Python code could be extracted from the answer)",
+                error=True,
+                duration=0.0,
             )
 
     def _emit_step(

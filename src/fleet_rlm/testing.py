@@ -104,6 +104,6 @@ class ScriptedLM(DummyLM):
         step = self._steps[index]
         if callable(step):
             step = step(last)
-        if isinstance(step, str):
-            step = {"reasoning": f"Scripted step {index + 1}.", "code": step}
+        if isinstance(step, str):  # fenced, the way real models answer
+            step = {"reasoning": f"Scripted step {index + 1}.", "code": f"```python\n{step}\n```"}
         return step

@@ -7,6 +7,9 @@ Protocol (version 1), newline-delimited JSON with raw payload frames:
   host -> driver  {"type": "config", ...}                      first line: isolation + limits
                   {"type": "put", "name", "encoding"}          then chunks b"<n>\\n<n bytes>",
                                                                ended by b"0\\n"
+                  {"type": "put", "name", "encoding", "path"}  no chunks: the value's bytes
+                                                               are in that file (staged by
+                                                               the host, e.g. a Modal volume)
                   {"type": "execute", "id", "code", "tools"?, "output_fields"?}
                   {"type": "tool_result"|"tool_error", "id", "value"|"error"}
                   {"type": "shutdown"}
@@ -27,8 +30,6 @@ import ast
 import builtins
 import codecs
 import contextlib
-import ctypes
-import ctypes.util
 import fcntl
 import io
 import itertools
@@ -69,16 +70,22 @@ _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE =
 
 
 def _libc():
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    import ctypes  # only when isolating: importing ctypes.util alone costs ~9 ms of start
+
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _check(ret: int, what: str) -> None:
     if ret != 0:
+        import ctypes
+
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
 def _mount(libc, src: str, target: str, fstype: str | None, flags: int, data: str | None = None):
+    import ctypes
+
     _check(
         libc.mount(
             src.encode(),
@@ -117,7 +124,7 @@ def _isolate(cfg: dict) -> dict:
         try:
             libc = _libc()
             uid, gid = os.getuid(), os.getgid()
-            flags = _CLONE_NEWNET | _CLONE_NEWNS | _CLONE_NEWPID
+            flags = _CLONE_NEWNS | _CLONE_NEWPID | (0 if cfg.get("network") else _CLONE_NEWNET)
             if uid != 0:
                 flags |= _CLONE_NEWUSER
             _check(libc.unshare(flags), "unshare")
@@ -157,13 +164,31 @@ def _isolate(cfg: dict) -> dict:
                     _mount(libc, f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
                     _mount(libc, "none", path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY)
                 os.close(fd)
+            # Re-binding brought back whatever those folders hold: mask the listed files and
+            # any top-level .env again (a flat-layout project on sys.path keeps its .env there).
+            files = [p for p in cfg.get("mask_paths", []) if p not in masked]
+            for folder in keep:
+                with contextlib.suppress(OSError):
+                    files += [
+                        os.path.join(folder, n)
+                        for n in os.listdir(folder)
+                        if n == ".env" or n.startswith(".env.")
+                    ]
+            for path in files:
+                if os.path.isfile(path) and path not in masked:
+                    try:
+                        _mount(libc, "/dev/null", path, None, _MS_BIND)
+                        masked.append(path)
+                    except OSError as exc:
+                        report.setdefault("warnings", []).append(str(exc))
             if workdir:
                 # The workdir may sit under a masked path: bind it back at its own path.
                 os.makedirs(workdir, exist_ok=True)
                 _mount(libc, f"/proc/self/fd/{work_fd}", workdir, None, _MS_BIND)
                 os.chdir(workdir)
             os.close(work_fd)
-            report.update(network="none (namespace)", pid_namespace=True, masked=masked)
+            network = "host network (allowed)" if cfg.get("network") else "none (namespace)"
+            report.update(network=network, pid_namespace=True, masked=masked)
         except OSError as exc:
             report["network"] = f"host network (isolation failed: {exc})"
     elif cfg.get("namespaces"):
@@ -214,6 +239,10 @@ def _wait_and_exit(child: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+class MessageTooLarge(ValueError):
+    """A message would exceed the host's per-message limit (the host would drop the sandbox)."""
+
+
 class Channel:
     """The private protocol channel: duplicated fds that user code is never handed."""
 
@@ -221,11 +250,14 @@ class Channel:
         self.rfile = os.fdopen(os.dup(0), "rb", buffering=1 << 16)
         self.wfd = os.dup(1)
         self.lock = threading.Lock()
+        self.max_bytes = 32 * 1024 * 1024  # the host's limit, from the config message
 
     def send(self, msg: dict) -> None:
         data = (json.dumps(msg, ensure_ascii=False, default=_json_default) + "\n").encode(
             "utf-8", "surrogatepass"
         )
+        if len(data) > self.max_bytes:
+            raise MessageTooLarge(f"{len(data):,} bytes; the limit is {self.max_bytes:,}")
         with self.lock:
             view = memoryview(data)
             while view:
@@ -383,6 +415,7 @@ class Driver:
         self.tool_names: list[str] = []
         self.output_fields: list[dict] = []
         self.submitted: dict | None = None
+        self.load_errors: list[str] = []
         self.cell = 0
         self.stdout = Sink(self.capture, 1)
         self.stderr = Sink(self.capture, 2)
@@ -416,7 +449,7 @@ class Driver:
                     if waiter is not None:
                         waiter.put(msg)
                 elif kind == "put":
-                    payload = self.channel.read_payload()
+                    payload = [] if msg.get("path") else self.channel.read_payload()
                     self.commands.put({"type": "put", "msg": msg, "payload": payload})
                 else:
                     self.commands.put(msg)
@@ -437,6 +470,10 @@ class Driver:
             with self.pending_lock:
                 self.pending.pop(call_id, None)
             raise TypeError(f"{name}(): arguments must be JSON-compatible ({exc})") from None
+        except MessageTooLarge as exc:
+            with self.pending_lock:
+                self.pending.pop(call_id, None)
+            raise ValueError(f"{name}(): the arguments are too large to send ({exc})") from None
         reply = waiter.get()
         if reply["type"] == "tool_error":
             raise ToolError(reply.get("error", "tool failed"))
@@ -509,6 +546,9 @@ class Driver:
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         result: dict = {"type": "done", "id": msg["id"], "status": "ok"}
         try:
+            if self.load_errors:  # a staged input file could not be read (see put)
+                errors, self.load_errors = self.load_errors, []
+                raise OSError("; ".join(errors))
             tree = ast.parse(code, filename, "exec")
             last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
             exec(compile(tree, filename, "exec"), self.namespace)
@@ -524,6 +564,9 @@ class Driver:
             result.update(status="error", error=_describe(exc))
         if self.submitted is not None:
             result = {"type": "done", "id": msg["id"], "status": "final", "value": self.submitted}
+        if "error" in result:
+            for key in ("message", "traceback"):
+                result["error"][key] = _clip(result["error"][key], self.capture.limit)
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -534,6 +577,13 @@ class Driver:
     def put(self, msg: dict, chunks: list[bytes]) -> None:
         """Bind a variable from its payload; str chunks are char-aligned, decoded one by one."""
         self.namespace.pop(msg["name"], None)  # drop the old value before building the new one
+        if msg.get("path"):
+            try:
+                with open(msg["path"], "rb") as f:
+                    chunks = [f.read()]
+            except OSError as exc:
+                self.load_errors.append(f"input {msg['name']!r} could not be loaded: {exc}")
+                return
         if msg.get("encoding") == "json":
             value = json.loads(b"".join(chunks))
         else:
@@ -554,7 +604,27 @@ class Driver:
             if kind == "put":
                 self.put(msg["msg"], msg.pop("payload"))
             elif kind == "execute":
-                self.channel.send(self.execute(msg))
+                result = self.execute(msg)
+                try:
+                    self.channel.send(result)
+                except MessageTooLarge as exc:  # a huge SUBMIT value: an error, not a lost sandbox
+                    error = {
+                        "type": "ValueError",
+                        "traceback": "",
+                        "message": (
+                            f"the result is too large to send to the host ({exc}); submit less"
+                        ),
+                    }
+                    self.channel.send(
+                        {
+                            "type": "done",
+                            "id": msg["id"],
+                            "status": "error",
+                            "output": result.get("output", ""),
+                            "truncated": result.get("truncated", 0),
+                            "error": error,
+                        }
+                    )
             elif kind == "fatal":
                 return 3
 
@@ -563,8 +633,18 @@ def _describe(exc: BaseException) -> dict:
     """Type, message and the user-code part of the traceback (driver frames dropped)."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != _DRIVER_FILE][-8:]
     tb = "".join(traceback.format_list(frames))
-    message = str(exc) if not isinstance(exc, SystemExit) else f"exit code {exc.code}"
+    try:
+        message = str(exc) if not isinstance(exc, SystemExit) else f"exit code {exc.code}"
+    except BaseException:  # an exception whose __str__ fails must not take the driver down
+        message = "<the exception message could not be shown>"
     return {"type": type(exc).__name__, "message": message, "traceback": tb}
+
+
+def _clip(text: str, limit: int) -> str:
+    """Error texts are bounded like output (a KeyError on a 50 MB key is still one line)."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"... [truncated: {len(text) - limit:,} more characters not shown]"
 
 
 def _syntax_error(exc: SyntaxError) -> dict:
@@ -577,6 +657,7 @@ def main() -> int:
     first = channel.recv()
     cfg = first if first and first.get("type") == "config" else {}
     report = _isolate(cfg) if cfg else {}
+    channel.max_bytes = int(cfg.get("max_message_bytes", channel.max_bytes))
     # Oversized files raise EFBIG instead of killing the process with SIGXFSZ.
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
