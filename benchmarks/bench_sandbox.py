@@ -5,7 +5,7 @@ Prints a table and writes results/bench_sandbox.json. Every peer runs in this on
 on this machine, in this run, so the ratios are fair even where absolute numbers vary.
 
 dspy.PythonInterpreter (Deno + Pyodide) imports one module from deno.land at start, which
-is unreachable offline; we map that import to benchmarks/deno_std_shim.ts with an import map.
+is unreachable offline; fleet_rlm.bench.peers maps that import to a local shim.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,12 +26,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import dspy  # noqa: E402
 from dspy.primitives.local_interpreter import LocalInterpreter  # noqa: E402
 
+from fleet_rlm.bench.peers import NOTE, make_deno_interpreter  # noqa: E402
 from fleet_rlm.sandbox.interpreter import SandboxInterpreter  # noqa: E402
 from fleet_rlm.sandbox.local import LocalTransport, SandboxLimits  # noqa: E402
 from fleet_rlm.testing import ScriptedLM  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIM = ROOT / "benchmarks" / "deno_std_shim.ts"
 MB = 1024 * 1024
 
 
@@ -51,18 +50,8 @@ def make_local(tools: dict | None = None) -> LocalInterpreter:
     return LocalInterpreter(tools=tools)
 
 
-_IMPORT_MAP: str | None = None
-
-
 def make_deno(tools: dict | None = None):
-    global _IMPORT_MAP
-    if _IMPORT_MAP is None:
-        fd, _IMPORT_MAP = tempfile.mkstemp(suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"imports": {"https://deno.land/std@0.186.0/io/mod.ts": SHIM.as_uri()}}, f)
-    interp = dspy.PythonInterpreter(tools=tools)
-    interp.deno_command.insert(2, f"--import-map={_IMPORT_MAP}")
-    return interp
+    return make_deno_interpreter(tools)
 
 
 PEERS: dict[str, Callable] = {
@@ -205,7 +194,7 @@ def main() -> None:
     args = parser.parse_args()
     reps = 30 if args.quick else 200
     peers = {k: v for k, v in PEERS.items() if not (args.skip_deno and "Python" in k)}
-    print("dspy.PythonInterpreter: deno.land/std io import mapped to", SHIM.relative_to(ROOT))
+    print(NOTE)
 
     results: dict = {
         "machine": {

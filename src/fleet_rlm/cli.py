@@ -639,3 +639,84 @@ def check_secret_key(
 def run() -> None:  # pragma: no cover - console entry for `python -m fleet_rlm`
     app()
     sys.exit(0)
+
+
+@app.command()
+def bench(
+    suite: Annotated[str, typer.Option(help="small (minutes) or full (hours).")] = "small",
+    methods: Annotated[str, typer.Option(help="Comma-separated: rlm, direct, dspy-rlm.")] = (
+        "rlm,direct"
+    ),
+    out_dir: Annotated[Path, typer.Option("--out", help="Results folder.")] = Path(
+        "results/bench-e2e"
+    ),
+    limit: Annotated[int | None, typer.Option(min=1, help="Run only the first N tasks.")] = None,
+    lm: LmOpt = None,
+    max_iterations: MaxIterOpt = 8,
+    max_llm_calls: MaxCallsOpt = 20,
+    timeout: TimeoutOpt = 60.0,
+    direct_chars: Annotated[
+        int, typer.Option(min=1000, help="Context the model alone sees (its window).")
+    ] = 24_000,
+    env_file: EnvOpt = None,
+) -> None:
+    """Long-context benchmark (S-NIAH, OOLONG-style): RLM vs the model alone, same LM."""
+    import itertools
+    import platform
+
+    from fleet_rlm.bench import full_suite, small_suite
+    from fleet_rlm.bench.run import METHODS, run_benchmark, size_label, write_results
+
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    bad = [m for m in chosen if m not in METHODS]
+    if bad or not chosen:
+        raise _fail(
+            f"unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}"
+        )
+    if suite not in ("small", "full"):
+        raise _fail(f"unknown suite {suite!r}; choose small or full")
+    c = Common(
+        lm,
+        "local",
+        max_iterations,
+        max_llm_calls,
+        timeout,
+        False,
+        False,
+        False,
+        None,
+        env_file,
+        None,
+    )
+    with _user_errors():
+        cfg = _run_config(c)
+    tasks = small_suite() if suite == "small" else full_suite()
+    tasks = list(itertools.islice(tasks, limit)) if limit else tasks
+
+    def show(o: Any) -> None:
+        mark = "[green]ok[/]" if o.score >= 1 else f"[yellow]{o.score:.2f}[/]"
+        err.print(
+            f"{o.kind:7} {size_label(o.size):>5} {o.method:9} {mark} {o.seconds:6.1f} s "
+            f"{o.lm_calls:3} calls  {escape((o.failure or '') if o.score < 1 else '')}"
+        )
+
+    outcomes = run_benchmark(
+        tasks,
+        chosen,
+        cfg.lm,
+        on_outcome=show,
+        max_iterations=max_iterations,
+        max_llm_calls=max_llm_calls,
+        direct_chars=direct_chars,
+        timeout=timeout,
+    )
+    meta = {
+        "model": getattr(cfg.lm, "model", type(cfg.lm).__name__),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d"),
+        "command": "fleet-rlm bench " + " ".join(sys.argv[2:]),
+    }
+    paths = write_results(outcomes, out_dir, meta)
+    out.print(paths["markdown"].read_text())
+    for kind, path in paths.items():
+        err.print(f"wrote {kind}: {path}")
