@@ -8,7 +8,7 @@ from fleet_rlm.engine import SandboxOptions
 from fleet_rlm.sandbox.interpreter import SandboxInterpreter
 
 # "modal" runs the real ModalTransport against a fake modal SDK (tests/fake_modal.py).
-BACKENDS = ["local"]
+BACKENDS = ["local", "modal"]
 
 
 def make_options(backend: str, **kw) -> SandboxOptions:
