@@ -7,6 +7,7 @@ and turns failures into one clear error that keeps the trajectory so far.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import time
 from collections.abc import Callable
@@ -40,8 +41,16 @@ class SandboxOptions:
     backend: str = "local"
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     timeout: float = 120.0
+    tool_timeout: float = 600.0
     max_output_chars: int = 100_000
     modal: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("local", "modal"):
+            raise ValueError(f"unknown sandbox backend {self.backend!r}; choose local or modal")
+        for name in ("timeout", "tool_timeout", "max_output_chars"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"sandbox {name} must be positive, got {getattr(self, name)}")
 
     def transport(self) -> Transport:
         if self.backend == "local":
@@ -74,6 +83,7 @@ class SandboxFactory:
         interpreter = SandboxInterpreter(
             self.options.transport(),
             timeout=self.options.timeout,
+            tool_timeout=self.options.tool_timeout,
             max_output_chars=self.options.max_output_chars,
             on_tool_call=self.on_tool_call,
             on_execute=self.on_execute,
@@ -167,6 +177,13 @@ class _Recorder(BaseCallback):
         pending, self._pending = self._pending, None
         if isinstance(result, FinalOutput):
             output = f"FINAL: {_short_json(result.output)}"
+            # dspy refuses a SUBMIT whose values do not parse as the output types and tells
+            # the model why; the record must say the same, not FINAL.
+            with contextlib.suppress(Exception):
+                names = list(self.rlm.signature.output_fields)
+                _, problem = self.rlm._process_final_output(result, names)
+                if problem:
+                    output, error = problem, problem
         else:
             output = error if error is not None else str(result or "")
         self._emit_step(

@@ -17,6 +17,7 @@ import inspect
 import json
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +59,84 @@ class ToolCall:
 @dataclass
 class _Violation:
     reason: str
+
+
+class _Calls:
+    """The tool calls of one `execute`: which were answered, and how long any was in flight.
+
+    Time with a host tool call in flight is the tool's (bounded by `tool_timeout`); all other
+    time is the sandbox's and counts against `timeout`, however many tool calls it makes.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.answered: set = set()
+        self.active = 0
+        self.since = 0.0
+        self.busy = 0.0
+
+    def begin(self) -> None:
+        with self.lock:
+            if self.active == 0:
+                self.since = time.monotonic()
+            self.active += 1
+
+    def answer(self, call_id: Any) -> bool:
+        """Mark a call answered; False if it already was (a late result after its timeout)."""
+        with self.lock:
+            if call_id in self.answered:
+                return False
+            self.answered.add(call_id)
+            self.active -= 1
+            if self.active == 0:
+                self.busy += time.monotonic() - self.since
+            return True
+
+    def busy_time(self) -> float:
+        with self.lock:
+            return self.busy + (time.monotonic() - self.since if self.active else 0.0)
+
+
+def _invalid(msg: dict) -> str | None:
+    """Why a message from the sandbox is malformed, or None; the host checks each one."""
+    kind = msg.get("type")
+    if kind == "tool_call":
+        if type(msg.get("id")) not in (int, str):
+            return "a tool call with an invalid id"
+        if not isinstance(msg.get("name"), str) or not isinstance(msg.get("args", []), list):
+            return "a malformed tool call"
+        if not isinstance(msg.get("kwargs", {}), dict):
+            return "a malformed tool call"
+    elif kind == "done":
+        status, error = msg.get("status"), msg.get("error", {})
+        if status not in ("ok", "final", "error") or type(msg.get("truncated", 0)) is not int:
+            return "a malformed result"
+        if not isinstance(msg.get("output", ""), str) or not isinstance(error, dict):
+            return "a malformed result"
+        if not all(isinstance(v, str) for v in error.values()):
+            return "a malformed result"
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _clean_text(value: Any) -> Any:
+    """Lone surrogates (from JSON escapes) become U+FFFD, so every string encodes as UTF-8."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_clean_text(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean_text(k): _clean_text(v) for k, v in value.items()}
+    return value
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"... [truncated: {len(text) - limit:,} more characters not shown]"
 
 
 class _SandboxLost(Exception):
@@ -171,7 +250,10 @@ class SandboxInterpreter:
         for name, value in (
             ("timeout", timeout),
             ("tool_timeout", tool_timeout),
+            ("start_timeout", start_timeout),
             ("max_output_chars", max_output_chars),
+            ("max_message_bytes", max_message_bytes),
+            ("tool_workers", tool_workers),
         ):
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
@@ -217,7 +299,11 @@ class SandboxInterpreter:
         threading.Thread(
             target=self._read_loop, args=(stream, self._inbox), name="fleet-rlm-reader", daemon=True
         ).start()
-        config = {"type": "config", "max_output_chars": self.max_output_chars}
+        config = {
+            "type": "config",
+            "max_output_chars": self.max_output_chars,
+            "max_message_bytes": self.max_message_bytes,
+        }
         config.update(self.transport.driver_config())
         try:
             self._send(config)
@@ -315,23 +401,20 @@ class SandboxInterpreter:
 
     def _wait(self, exec_id: int) -> Any:
         stream = self._stream
-        calls: dict[int, tuple[Future, ToolCall]] = {}
-        answered: set[int] = set()
-        answered_lock = threading.Lock()
-        budget, last = self.timeout, time.monotonic()
+        pending: dict[Any, tuple[Future, ToolCall]] = {}  # tool calls not answered yet
+        calls = _Calls()
+        started = time.monotonic()
         while True:
-            busy = any(not fut.done() for fut, _ in calls.values())
             now = time.monotonic()
-            if not busy:
-                budget -= now - last
-            last = now
-            for call_id, (fut, call) in calls.items():
-                if not fut.done() and now - call.started > self.tool_timeout:
+            for call_id, (fut, call) in list(pending.items()):
+                if fut.done():
+                    del pending[call_id]
+                elif now - call.started > self.tool_timeout:
+                    del pending[call_id]
                     self._answer(
                         stream,
                         call_id,
-                        answered,
-                        answered_lock,
+                        calls,
                         {
                             "type": "tool_error",
                             "id": call_id,
@@ -339,12 +422,13 @@ class SandboxInterpreter:
                             f"{self.tool_timeout:g} s",
                         },
                     )
-            if budget <= 0:
+            left = self.timeout - (now - started - calls.busy_time())
+            if left <= 0:
                 raise _SandboxLost(
                     f"TimeoutError: the code ran for more than {self.timeout:g} s and was stopped."
                 )
             try:
-                msg = self._inbox.get(timeout=0.05 if busy else min(budget, 0.5))
+                msg = self._inbox.get(timeout=0.05 if pending else min(left, 0.5))
             except queue.Empty:
                 continue
             if msg is _EOF:
@@ -355,6 +439,10 @@ class SandboxInterpreter:
                 raise _SandboxLost(f"ProtocolError: the sandbox sent {msg.reason}.")
             kind = msg.get("type")
             if kind == "tool_call":
+                if msg.get("id") in pending or msg.get("id") in calls.answered:
+                    raise _SandboxLost(
+                        f"ProtocolError: the sandbox reused tool call id {msg.get('id')!r}."
+                    )
                 call = ToolCall(
                     name=str(msg.get("name")),
                     args=list(msg.get("args") or []),
@@ -363,17 +451,16 @@ class SandboxInterpreter:
                 )
                 call_id = msg.get("id")
                 ctx = contextvars.copy_context()
-                fut = self._pool.submit(
-                    ctx.run, self._serve_tool, stream, call_id, call, answered, answered_lock
-                )
-                calls[call_id] = (fut, call)
+                calls.begin()
+                fut = self._pool.submit(ctx.run, self._serve_tool, stream, call_id, call, calls)
+                pending[call_id] = (fut, call)
             elif kind == "done" and msg.get("id") == exec_id:
                 return self._result(msg)
             # anything else (a stale or forged message) is ignored
 
     def _result(self, msg: dict) -> Any:
         status = msg.get("status")
-        output = str(msg.get("output") or "")
+        output = _clip(str(msg.get("output") or ""), self.max_output_chars)
         truncated = msg.get("truncated") or 0
         if truncated:
             output += f"\n... [output truncated: {truncated:,} more characters not shown]"
@@ -384,11 +471,12 @@ class SandboxInterpreter:
             return FinalOutput(value)
         if status == "error":
             err = msg.get("error") or {}
-            etype, message = str(err.get("type", "Error")), str(err.get("message", ""))
+            etype = _clip(str(err.get("type", "Error")), 200)
+            message = _clip(str(err.get("message", "")), self.max_output_chars)
             if etype == "SyntaxError":
                 raise SyntaxError(message)
             text = f"{etype}: {message}"
-            tb = str(err.get("traceback") or "").rstrip()
+            tb = _clip(str(err.get("traceback") or ""), self.max_output_chars).rstrip()
             if tb:
                 text = f"Traceback (most recent call last):\n{tb}\n{text}"
             if output:
@@ -398,9 +486,7 @@ class SandboxInterpreter:
 
     # -- tools ------------------------------------------------------------------------------------
 
-    def _serve_tool(
-        self, stream: Stream, call_id: Any, call: ToolCall, answered: set, lock: threading.Lock
-    ) -> None:
+    def _serve_tool(self, stream: Stream, call_id: Any, call: ToolCall, calls: _Calls) -> None:
         try:
             fn = self.tools.get(call.name)
             if fn is None:
@@ -414,15 +500,11 @@ class SandboxInterpreter:
         if self.on_tool_call is not None:
             with contextlib.suppress(Exception):
                 self.on_tool_call(call)
-        self._answer(stream, call_id, answered, lock, reply)
+        self._answer(stream, call_id, calls, reply)
 
-    def _answer(
-        self, stream: Stream, call_id: Any, answered: set, lock: threading.Lock, reply: dict
-    ) -> None:
-        with lock:
-            if call_id in answered:
-                return
-            answered.add(call_id)
+    def _answer(self, stream: Stream, call_id: Any, calls: _Calls, reply: dict) -> None:
+        if not calls.answer(call_id):
+            return
         if stream is self._stream:
             with contextlib.suppress(OSError, ValueError):
                 self._send(reply)
@@ -454,6 +536,10 @@ class SandboxInterpreter:
             header = {"type": "put", "name": name, "encoding": "json"}
             chunks = (data[i : i + CHUNK_CHARS] for i in range(0, len(data), CHUNK_CHARS))
             sent = _Sent(value, _digest(data))
+        path = self._stage(name, value if isinstance(value, str) else data, header["encoding"])
+        if path is not None:  # the driver reads the bytes from that file: nothing to stream
+            self._send({**header, "path": path})
+            return sent
         with self._send_lock:
             self._write(_line(header))
             for chunk in chunks:
@@ -461,6 +547,17 @@ class SandboxInterpreter:
                 self._write(chunk)
             self._write(b"0\n")
         return sent
+
+    def _stage(self, name: str, value: str | bytes, encoding: str) -> str | None:
+        """Optional transport hook: put a large value in a file the driver can read (Modal)."""
+        stage = getattr(self.transport, "stage_value", None)
+        if stage is None:
+            return None
+        try:
+            return stage(name, value, encoding)
+        except Exception as exc:  # staging is an optimisation: fall back to streaming
+            log.warning("could not stage %s as a file (%s); streaming it", name, exc)
+            return None
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -491,7 +588,11 @@ class SandboxInterpreter:
                 inbox.put(_Violation(f"a message over {limit:,} bytes"))
                 return
             try:
-                msg = json.loads(line)
+                # invalid UTF-8 and encoded lone surrogates become U+FFFD: host strings encode
+                text = line.decode("utf-8", "replace")
+                msg = json.loads(text)
+                if isinstance(msg, dict) and _SURROGATE_ESCAPE.search(text):
+                    msg = _clean_text(msg)  # escaped lone surrogates too
             except ValueError:
                 if not line.endswith(b"\n"):
                     inbox.put(_EOF)  # cut off by the process ending
@@ -500,6 +601,10 @@ class SandboxInterpreter:
                 return
             if not isinstance(msg, dict):
                 inbox.put(_Violation("a message that is not a JSON object"))
+                return
+            reason = _invalid(msg)
+            if reason is not None:
+                inbox.put(_Violation(reason))
                 return
             inbox.put(msg)
 

@@ -84,12 +84,23 @@ def _mask_paths(extra: tuple[str, ...]) -> list[str]:
     only what its Python needs (the install, the venv, sys.path).
     """
     home, cwd = Path.home(), Path.cwd()
-    candidates = [Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"), Path("/root"), home]
+    # /run: local services' unix sockets (a database, D-Bus) are a way out of the network
+    # namespace; the sandbox has no use for them.
+    candidates = [Path(p) for p in ("/tmp", "/var/tmp", "/dev/shm", "/run", "/root")] + [home]
     if str(cwd) not in _SYSTEM_DIRS:
         candidates.append(cwd)
     if Path("/home").is_dir():
         candidates.append(Path("/home"))
     candidates += [Path(p) for p in extra]
+    # The .env the host loads may sit in a parent of the cwd (find_dotenv): hide its folder
+    # (the project) and, should that folder be a system one, the file itself.
+    with contextlib.suppress(Exception):
+        from fleet_rlm.config import find_env_file
+
+        env_file = find_env_file()
+        if env_file is not None:
+            env_file = Path(os.path.abspath(env_file))
+            candidates += [env_file.parent, env_file]
     out: list[str] = []
     for path in candidates:
         if path.exists() and str(path) not in _SYSTEM_DIRS and str(path) not in out:
@@ -131,9 +142,10 @@ class LocalTransport:
 
     def driver_config(self) -> dict:
         cfg: dict = {"workdir": self.workdir, "rlimits": self.limits.rlimits()}
-        if self.isolate and not self.limits.network:
+        if self.isolate:  # network=True drops only the network namespace, never the masking
             cfg["namespaces"] = sys.platform.startswith("linux")
             cfg["mask_paths"] = _mask_paths(self.mask)
+            cfg["network"] = self.limits.network
         if self.uid is not None:
             cfg["uid"] = self.uid
             cfg["rlimits"]["nproc"] = self.limits.processes
@@ -178,11 +190,20 @@ class LocalTransport:
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        if self.uid is not None:
+            # The sandbox's own processes first (also any that left the process group), so the
+            # relay parent reaps the namespaced driver and exits: no zombie is left to init.
+            pids = _processes_of(self.uid)
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2 if pids else 0)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             proc.kill()
-        if self.uid is not None:  # anything that left the process group (setsid) goes too
+        if self.uid is not None:
             for pid in _processes_of(self.uid):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
@@ -196,6 +217,9 @@ class LocalTransport:
 
     def exit_reason(self) -> str:
         proc = self._proc
+        if proc is not None:  # the channel closes just before the process ends: give it a moment
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=1)
         code = proc.poll() if proc is not None else getattr(self, "_last_returncode", None)
         if code is None:
             reason = "the sandbox process is still running"
