@@ -87,7 +87,7 @@ def test_keyless_local_servers(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("GOOD=1\nthis is not valid\n", "line 2"),
+        ("GOOD=1\nthis is not valid\n", "line 2: not a KEY=value"),
         ('KEY="unterminated\n', "line 1"),
     ],
 )

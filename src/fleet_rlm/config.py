@@ -75,10 +75,13 @@ def read_env_file(path: Path) -> dict[str, str]:
         raise ConfigError(f"{path} contains binary data; is it really a .env file?")
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
-            line = binding.original.line
+            raw = binding.original.string
+            # dotenv counts from the blank lines before the bad one; never echo the line itself:
+            # it may hold a secret.
+            line = binding.original.line + len(raw) - len(raw.lstrip("\n"))
             raise ConfigError(
-                f"{path}, line {line}: cannot parse {binding.original.string.strip()[:60]!r}; "
-                "write KEY=value (quote values with spaces or #)"
+                f"{path}, line {line}: not a KEY=value line; write KEY=value "
+                "(quote values with spaces or #)"
             )
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
