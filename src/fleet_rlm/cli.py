@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -70,6 +71,14 @@ ToolOpt = Annotated[
         "--tool", help="Extra host tool, 'module:function' or 'file.py:function'. Repeatable."
     ),
 ]
+PromptOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prompt",
+        help="Planner instructions: dspy (dspy.RLM's own) or compact "
+        "(short, for small models). Default: compact for --lm local, else dspy.",
+    ),
+]
 DocsOpt = Annotated[
     list[Path],
     typer.Option("--docs-path", help="Document file or folder. Repeatable.", show_default=False),
@@ -79,27 +88,28 @@ CharsOpt = Annotated[
 ]
 
 
+@dataclass
 class Common:
     """The options every run command takes."""
 
-    def __init__(
-        self,
-        lm: str | None,
-        sandbox: str | None,
-        max_iterations: int,
-        max_llm_calls: int,
-        timeout: float,
-        verbose: bool,
-        as_json: bool,
-        full_output: bool,
-        trajectory_out: Path | None,
-        env_file: Path | None,
-        tool: list[str] | None,
-    ) -> None:
-        self.lm, self.sandbox, self.max_iterations = lm, sandbox, max_iterations
-        self.max_llm_calls, self.timeout, self.verbose = max_llm_calls, timeout, verbose
-        self.as_json, self.full_output, self.trajectory_out = as_json, full_output, trajectory_out
-        self.env_file, self.tool = env_file, tool or []
+    lm: str | None = None
+    sandbox: str | None = None
+    max_iterations: int = 20
+    max_llm_calls: int = 50
+    timeout: float = 120.0
+    verbose: bool = False
+    as_json: bool = False
+    full_output: bool = False
+    trajectory_out: Path | None = None
+    env_file: Path | None = None
+    tool: list[str] = field(default_factory=list)
+    prompt: str | None = None
+
+    @classmethod
+    def of(cls, params: dict[str, Any]) -> Common:
+        """From a command's parameters (its `locals()`), ignoring the command's own ones."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in params.items() if k in names and v is not None})
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -155,6 +165,8 @@ def _run_config(c: Common):
         err.print("[dim]No LM configured (DSPY_LM_MODEL): using the offline local model.[/]")
         model = "local"
     planner, sub = make_lms(settings, model)
+    is_local = (model or (settings.lm.model if settings.lm else "")) == "local"
+    prompt = c.prompt or ("compact" if is_local else "dspy")
     tools = [t for spec in c.tool for t in load_tools(spec)]
     return RunConfig(
         lm=planner,
@@ -163,6 +175,7 @@ def _run_config(c: Common):
         max_iterations=c.max_iterations,
         max_llm_calls=c.max_llm_calls,
         tools=tools,
+        prompt=prompt,
     )
 
 
@@ -318,23 +331,12 @@ def run_basic(
     trajectory_out: TrajOpt = None,
     env_file: EnvOpt = None,
     tool: ToolOpt = None,
+    prompt: PromptOpt = None,
 ) -> None:
     """Answer a question by computing in the sandbox (e.g. Fibonacci numbers)."""
     from fleet_rlm.runners import run_basic as runner
 
-    c = Common(
-        lm,
-        sandbox,
-        max_iterations,
-        max_llm_calls,
-        timeout,
-        verbose,
-        as_json,
-        full_output,
-        trajectory_out,
-        env_file,
-        tool,
-    )
+    c = Common.of(locals())
     _execute(c, "run-basic", lambda cfg: runner(question, cfg))
 
 
@@ -354,23 +356,12 @@ def ask(
     trajectory_out: TrajOpt = None,
     env_file: EnvOpt = None,
     tool: ToolOpt = None,
+    prompt: PromptOpt = None,
 ) -> None:
     """Ask a question about your documents (files or folders); answers cite where from."""
     from fleet_rlm.runners import run_ask
 
-    c = Common(
-        lm,
-        sandbox,
-        max_iterations,
-        max_llm_calls,
-        timeout,
-        verbose,
-        as_json,
-        full_output,
-        trajectory_out,
-        env_file,
-        tool,
-    )
+    c = Common.of(locals())
     with _user_errors():
         corpus = _corpus(docs_path, chars)
     _execute(c, "ask", lambda cfg: run_ask(corpus, question, cfg))
@@ -403,23 +394,12 @@ def run_architecture(
     trajectory_out: TrajOpt = None,
     env_file: EnvOpt = None,
     tool: ToolOpt = None,
+    prompt: PromptOpt = None,
 ) -> None:
     """Extract modules, optimizers and design principles from documentation."""
     from fleet_rlm.runners import run_architecture as runner
 
-    c = Common(
-        lm,
-        sandbox,
-        max_iterations,
-        max_llm_calls,
-        timeout,
-        verbose,
-        as_json,
-        full_output,
-        trajectory_out,
-        env_file,
-        tool,
-    )
+    c = Common.of(locals())
     _docs_run(c, "run-architecture", docs_path, chars, lambda d, cfg: runner(d, query, cfg))
 
 
@@ -438,23 +418,12 @@ def run_api_endpoints(
     trajectory_out: TrajOpt = None,
     env_file: EnvOpt = None,
     tool: ToolOpt = None,
+    prompt: PromptOpt = None,
 ) -> None:
     """Extract API endpoints from documentation with batched sub-LM calls."""
     from fleet_rlm.runners import run_api_endpoints as runner
 
-    c = Common(
-        lm,
-        sandbox,
-        max_iterations,
-        max_llm_calls,
-        timeout,
-        verbose,
-        as_json,
-        full_output,
-        trajectory_out,
-        env_file,
-        tool,
-    )
+    c = Common.of(locals())
     _docs_run(c, "run-api-endpoints", docs_path, chars, runner)
 
 
@@ -473,23 +442,12 @@ def run_error_patterns(
     trajectory_out: TrajOpt = None,
     env_file: EnvOpt = None,
     tool: ToolOpt = None,
+    prompt: PromptOpt = None,
 ) -> None:
     """Find and categorise the error patterns documentation mentions."""
     from fleet_rlm.runners import run_error_patterns as runner
 
-    c = Common(
-        lm,
-        sandbox,
-        max_iterations,
-        max_llm_calls,
-        timeout,
-        verbose,
-        as_json,
-        full_output,
-        trajectory_out,
-        env_file,
-        tool,
-    )
+    c = Common.of(locals())
     _docs_run(c, "run-error-patterns", docs_path, chars, runner)
 
 
@@ -508,23 +466,12 @@ def run_custom_tool(
     trajectory_out: TrajOpt = None,
     env_file: EnvOpt = None,
     tool: ToolOpt = None,
+    prompt: PromptOpt = None,
 ) -> None:
     """Describe a document's headers and code blocks using the host regex_extract tool."""
     from fleet_rlm.runners import run_custom_tool as runner
 
-    c = Common(
-        lm,
-        sandbox,
-        max_iterations,
-        max_llm_calls,
-        timeout,
-        verbose,
-        as_json,
-        full_output,
-        trajectory_out,
-        env_file,
-        tool,
-    )
+    c = Common.of(locals())
     _docs_run(c, "run-custom-tool", docs_path, chars, runner)
 
 
@@ -543,23 +490,13 @@ def run_trajectory(
     trajectory_out: TrajOpt = None,
     env_file: EnvOpt = None,
     tool: ToolOpt = None,
+    prompt: PromptOpt = None,
 ) -> None:
     """Summarize a sample of the docs, then show every step: reasoning, code, output."""
     from fleet_rlm.runners import run_trajectory as runner
 
-    c = Common(
-        lm,
-        sandbox,
-        max_iterations,
-        max_llm_calls,
-        timeout,
-        False,
-        as_json,
-        full_output,
-        trajectory_out,
-        env_file,
-        tool,
-    )
+    c = Common.of(locals())
+    c.verbose = False  # the steps are shown after the result instead
     with _user_errors():
         sample = _corpus(docs_path, chars).text
     steps: list[dict] = []
@@ -659,6 +596,7 @@ def bench(
         int, typer.Option(min=1000, help="Context the model alone sees (its window).")
     ] = 24_000,
     env_file: EnvOpt = None,
+    prompt: PromptOpt = None,
 ) -> None:
     """Long-context benchmark (S-NIAH, OOLONG-style): RLM vs the model alone, same LM."""
     import itertools
@@ -676,17 +614,13 @@ def bench(
     if suite not in ("small", "full"):
         raise _fail(f"unknown suite {suite!r}; choose small or full")
     c = Common(
-        lm,
-        "local",
-        max_iterations,
-        max_llm_calls,
-        timeout,
-        False,
-        False,
-        False,
-        None,
-        env_file,
-        None,
+        lm=lm,
+        sandbox="local",
+        max_iterations=max_iterations,
+        max_llm_calls=max_llm_calls,
+        timeout=timeout,
+        env_file=env_file,
+        prompt=prompt,
     )
     with _user_errors():
         cfg = _run_config(c)
@@ -709,6 +643,7 @@ def bench(
         max_llm_calls=max_llm_calls,
         direct_chars=direct_chars,
         timeout=timeout,
+        prompt=cfg.prompt,
     )
     meta = {
         "model": getattr(cfg.lm, "model", type(cfg.lm).__name__),

@@ -18,6 +18,7 @@ import dspy
 from dspy.primitives.code_interpreter import FinalOutput
 from dspy.utils.callback import BaseCallback
 
+from fleet_rlm.prompts import STYLES, compact_instructions
 from fleet_rlm.redact import Redactor
 from fleet_rlm.sandbox.interpreter import EXECUTION_INSTRUCTIONS, SandboxInterpreter, ToolCall
 from fleet_rlm.sandbox.local import LocalTransport, SandboxLimits
@@ -123,7 +124,11 @@ class _Recorder(BaseCallback):
     """Builds step records from dspy's action calls and the sandbox's executes, live."""
 
     def __init__(
-        self, rlm: dspy.RLM, planner: dspy.BaseLM, emit: Callable[[Record], None], redact: Redactor
+        self,
+        rlm: dspy.RLM | None,
+        planner: dspy.BaseLM,
+        emit: Callable[[Record], None],
+        redact: Redactor,
     ) -> None:
         self.rlm, self.planner, self.emit, self.redact = rlm, planner, emit, redact
         self._actions: dict[str, tuple[float, int]] = {}
@@ -133,7 +138,7 @@ class _Recorder(BaseCallback):
 
     # dspy callbacks: the planner's action (reasoning + code) for each iteration
     def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-        if instance is self.rlm.generate_action:
+        if self.rlm is not None and instance is self.rlm.generate_action:
             self._flush_unexecuted()
             self._actions[call_id] = (time.monotonic(), len(self.planner.history))
 
@@ -251,13 +256,17 @@ def run_rlm(
     max_output_chars: int = 10_000,
     on_record: Callable[[Record], None] | None = None,
     redactor: Redactor | None = None,
+    prompt: str = "dspy",
 ) -> RunResult:
     """Run one RLM task and return its typed outputs with the full trajectory.
 
     `signature` is a dspy signature ("context, question -> answer: str" or a class);
     `inputs` maps its input fields to values (long contexts stay in the sandbox).
     `on_record` sees each trajectory record as it happens (run, step..., result).
+    `prompt` is "dspy" (dspy.RLM's own instructions) or "compact" (short, for small models).
     """
+    if prompt not in STYLES:
+        raise ValueError(f"unknown prompt style {prompt!r}; choose one of: {', '.join(STYLES)}")
     for name, value in (
         ("max_iterations", max_iterations),
         ("max_llm_calls", max_llm_calls),
@@ -281,6 +290,12 @@ def run_rlm(
         if on_record is not None:
             on_record(record)
 
+    recorder = _Recorder(None, planner, emit, redact)
+    factory = SandboxFactory(
+        options, on_tool_call=recorder.on_tool_call, on_execute=recorder.on_execute
+    )
+    # Built with our factory (not passed per call) so dspy composes its instructions for this
+    # runtime once, and a replaced instruction text stays as it is.
     rlm = dspy.RLM(
         signature,
         max_iters=max_iterations,
@@ -288,11 +303,13 @@ def run_rlm(
         max_output_chars=max_output_chars,
         tools=tools,
         sub_lm=sub,
+        interpreter_factory=factory,
     )
-    recorder = _Recorder(rlm, planner, emit, redact)
-    factory = SandboxFactory(
-        options, on_tool_call=recorder.on_tool_call, on_execute=recorder.on_execute
-    )
+    recorder.rlm = rlm
+    if prompt == "compact":
+        action = rlm.generate_action.signature
+        text = compact_instructions(rlm.signature, rlm.tools)
+        rlm.generate_action.signature = action.with_instructions(text)
     sig = rlm.signature
     emit(
         {
@@ -306,6 +323,7 @@ def run_rlm(
             "sub_model": getattr(sub, "model", None) if sub_lm is not None else None,
             "backend": options.backend,
             "settings": {
+                "prompt": prompt,
                 "max_iterations": max_iterations,
                 "max_llm_calls": max_llm_calls,
                 "timeout_s": options.timeout,
@@ -317,7 +335,7 @@ def run_rlm(
     error: str | None = None
     try:
         with dspy.context(lm=planner, callbacks=[*dspy.settings.callbacks, recorder]):
-            prediction = rlm(interpreter_factory=factory, **inputs)
+            prediction = rlm(**inputs)
         recorder._flush_unexecuted()
     except Exception as exc:  # LM failures, fatal sandbox errors: keep what we have
         error = redact(f"{type(exc).__name__}: {exc}")

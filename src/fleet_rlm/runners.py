@@ -25,6 +25,7 @@ class RunConfig:
     max_llm_calls: int = 50
     tools: list[Callable] = field(default_factory=list)
     on_record: Callable[[Record], None] | None = None
+    prompt: str = "dspy"
 
     def run(self, signature: Any, inputs: dict[str, Any], tools: list[Callable] = ()) -> RunResult:
         return run_rlm(
@@ -37,6 +38,7 @@ class RunConfig:
             max_iterations=self.max_iterations,
             max_llm_calls=self.max_llm_calls,
             on_record=self.on_record,
+            prompt=self.prompt,
         )
 
 

@@ -85,6 +85,7 @@ def run_one(
     max_llm_calls: int = 20,
     direct_chars: int = 24_000,
     timeout: float = 60.0,
+    prompt: str = "dspy",
 ) -> Outcome:
     """One task with one method; never raises for a model or sandbox failure."""
     size = len(task.context)
@@ -101,6 +102,7 @@ def run_one(
                 max_iterations=max_iterations,
                 max_llm_calls=max_llm_calls,
                 sandbox=SandboxOptions(timeout=timeout),
+                prompt=prompt,
             )
             s = result.summary
             prediction = str(result.outputs.get("answer", ""))
