@@ -19,6 +19,12 @@ test:
 
 check: lint test
 
+bench:
+	uv run --extra bench python benchmarks/bench_sandbox.py
+
+bench-e2e:
+	uv run --extra bench --extra local fleet-rlm bench --suite small --lm local --methods rlm,direct,dspy-rlm
+
 corpus:
 	uv run python scripts/build_dspy_corpus.py
 

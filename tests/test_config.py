@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from fleet_rlm.config import ConfigError, check_modal_shadowing, load_settings, read_env_file
+from fleet_rlm.config import (
+    ConfigError,
+    LMSettings,
+    check_modal_shadowing,
+    load_settings,
+    read_env_file,
+)
 
 
 def write(tmp_path, text: str):
@@ -125,3 +131,10 @@ def test_modal_shadowing_guard(tmp_path):
     (tmp_path / "__pycache__" / "modal.cpython-311.pyc").write_bytes(b"")
     with pytest.raises(ConfigError):
         check_modal_shadowing(tmp_path)
+
+
+def test_keyless_endpoint_builds_an_lm():
+    from fleet_rlm.lm import make_lm
+
+    lm = make_lm(LMSettings(model="openai/served", api_base="http://127.0.0.1:9/v1"))
+    assert lm.model == "openai/served" and lm.kwargs["api_key"] == "no-key"

@@ -25,6 +25,8 @@ def make_lm(cfg: LMSettings, *, temperature: float | None = None) -> dspy.BaseLM
     kwargs: dict = {}
     if cfg.api_key:
         kwargs["api_key"] = cfg.api_key
+    elif cfg.api_base:
+        kwargs["api_key"] = "no-key"  # a keyless local server; dspy refuses an LM without any key
     if cfg.api_base:
         kwargs["api_base"] = cfg.api_base
     if cfg.max_tokens:
