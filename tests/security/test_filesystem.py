@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import dspy
@@ -143,5 +144,11 @@ def test_masked_folders_look_empty_and_python_still_works(host_tree):
     finally:
         marker.unlink()
     tmp_list, cwd_list, marker_seen, run_list = eval(out)
-    assert all(name.startswith("fleet-rlm-sandbox-") for name in tmp_list)  # only its workdir
+    # only its workdir, and the roots of Python's own paths when they live under /tmp (they are
+    # bound back read-only, e.g. a project cloned under /tmp with its .venv)
+    python_paths = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *sys.path) if p}
+    python_roots = {
+        p.relative_to("/tmp").parts[0] for p in python_paths if Path("/tmp") in p.parents
+    }
+    assert all(n.startswith("fleet-rlm-sandbox-") or n in python_roots for n in tmp_list), tmp_list
     assert cwd_list == [] and marker_seen is False and run_list == []
