@@ -92,3 +92,29 @@ def test_max_iterations_falls_back_to_extract(options):
     )
     assert result.outputs["answer"] == "extracted"
     assert result.summary["iterations"] == 3
+
+
+def test_compact_prompt_shows_size_not_text_and_sandbox_gets_a_str(options):
+    seen: list = []
+
+    class Capture(ScriptedLM):
+        def reply(self, messages):
+            seen.append(messages)
+            return super().reply(messages)
+
+    context = "needle-xyz " + "filler " * 2000
+    lm = Capture(["print(type(context).__name__, len(context))", "SUBMIT(answer='ok')"])
+    result = run_rlm(
+        "context, question -> answer",
+        {"context": context, "question": "where?"},
+        lm=lm,
+        prompt="compact",
+        sandbox=options,
+    )
+    assert result.steps[0]["output"] == f"str {len(context)}\n"
+    assert result.outputs == {"answer": "ok"}
+    planner_prompt = " ".join(m["content"] for m in seen[0])
+    assert "needle-xyz" not in planner_prompt  # no preview of the long input
+    assert f"a str of {len(context):,} characters" in planner_prompt
+    assert "payments" in planner_prompt  # the worked demonstration
+    assert "where?" in planner_prompt  # short inputs are shown as usual

@@ -18,7 +18,12 @@ import dspy
 from dspy.primitives.code_interpreter import FinalOutput
 from dspy.utils.callback import BaseCallback
 
-from fleet_rlm.prompts import STYLES, compact_instructions
+from fleet_rlm.prompts import (
+    STYLES,
+    compact_demos,
+    compact_instructions,
+    present_long_inputs,
+)
 from fleet_rlm.redact import Redactor
 from fleet_rlm.sandbox.interpreter import EXECUTION_INSTRUCTIONS, SandboxInterpreter, ToolCall
 from fleet_rlm.sandbox.local import LocalTransport, SandboxLimits
@@ -310,6 +315,7 @@ def run_rlm(
         action = rlm.generate_action.signature
         text = compact_instructions(rlm.signature, rlm.tools)
         rlm.generate_action.signature = action.with_instructions(text)
+        rlm.generate_action.demos = compact_demos(rlm.signature)
     sig = rlm.signature
     emit(
         {
@@ -335,7 +341,8 @@ def run_rlm(
     error: str | None = None
     try:
         with dspy.context(lm=planner, callbacks=[*dspy.settings.callbacks, recorder]):
-            prediction = rlm(**inputs)
+            call_inputs = present_long_inputs(inputs) if prompt == "compact" else inputs
+            prediction = rlm(**call_inputs)
         recorder._flush_unexecuted()
     except Exception as exc:  # LM failures, fatal sandbox errors: keep what we have
         error = redact(f"{type(exc).__name__}: {exc}")

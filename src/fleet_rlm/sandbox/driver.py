@@ -37,6 +37,7 @@ import json
 import linecache
 import os
 import queue
+import re
 import select
 import signal
 import struct
@@ -411,7 +412,8 @@ class Driver:
         self.pending: dict[int, queue.Queue] = {}
         self.pending_lock = threading.Lock()
         self.call_ids = itertools.count(1)
-        self.namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
+        # `re` is there from the start: models reach for it first, and often forget the import.
+        self.namespace: dict = {"__name__": "__main__", "__builtins__": builtins, "re": re}
         self.tool_names: list[str] = []
         self.output_fields: list[dict] = []
         self.submitted: dict | None = None
