@@ -5,10 +5,15 @@ The public API is imported lazily so that `fleet-rlm --help` does not pay for im
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# LiteLLM fetches a price list from the network when imported (and retries when offline); its
+# bundled copy is enough. This must happen before dspy imports LiteLLM; users can override it.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 _EXPORTS = {
     "run_rlm": "fleet_rlm.engine",

@@ -588,6 +588,7 @@ def bench(
         "results/bench-e2e"
     ),
     limit: Annotated[int | None, typer.Option(min=1, help="Run only the first N tasks.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this task kind: niah or oolong.")] = None,
     lm: LmOpt = None,
     max_iterations: MaxIterOpt = 8,
     max_llm_calls: MaxCallsOpt = 20,
@@ -625,6 +626,10 @@ def bench(
     with _user_errors():
         cfg = _run_config(c)
     tasks = small_suite() if suite == "small" else full_suite()
+    if kind is not None:
+        tasks = [t for t in tasks if t.kind == kind]
+        if not tasks:
+            raise _fail(f"no tasks of kind {kind!r}; choose niah or oolong")
     tasks = list(itertools.islice(tasks, limit)) if limit else tasks
 
     def show(o: Any) -> None:

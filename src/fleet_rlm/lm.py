@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import dspy
 
 from fleet_rlm.config import ConfigError, LMSettings, Settings
-
-# LiteLLM fetches a price list at import and retries when offline; the bundled copy is enough.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 def make_lm(cfg: LMSettings, *, temperature: float | None = None) -> dspy.BaseLM:

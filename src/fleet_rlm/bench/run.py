@@ -109,12 +109,7 @@ def run_one(
             calls, iterations = s["lm_calls"] + s["sub_lm_calls"], s["iterations"]
             tokens = (s["prompt_tokens"], s["completion_tokens"])
         elif method == "direct":
-            copy = lm.copy()
-            # The model alone: the context cut to what fits its window.
-            with dspy.context(lm=copy):
-                pred = dspy.Predict(DirectQA)(
-                    context=task.context[:direct_chars], question=task.question
-                )
+            pred, copy = _direct(task, lm, direct_chars)
             prediction, calls, tokens = str(pred.answer), len(copy.history), _usage(copy.history)
         elif method == "dspy-rlm":
             from fleet_rlm.bench.peers import DenoFactory, deno_available
@@ -179,6 +174,20 @@ def run_one(
         iterations,
         failure,
     )
+
+
+def _direct(task: Task, lm: dspy.BaseLM, chars: int) -> tuple[dspy.Prediction, dspy.BaseLM]:
+    """The model alone: the context cut to what fits its window (shrunk until it does)."""
+    while True:
+        copy = lm.copy()
+        try:
+            with dspy.context(lm=copy):
+                pred = dspy.Predict(DirectQA)(context=task.context[:chars], question=task.question)
+            return pred, copy
+        except Exception as exc:
+            if "context" not in str(exc).lower() or chars <= 2_000:
+                raise
+            chars = chars * 3 // 4  # dense text (numbers, ids) has more tokens per character
 
 
 def run_benchmark(
