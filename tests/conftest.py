@@ -45,3 +45,19 @@ def make_interpreter(backend):
     yield factory
     for interp in made:
         interp.shutdown()
+
+
+@pytest.fixture
+def cli_env(monkeypatch, tmp_path):
+    """A clean working folder with an empty .env and a configured (never called) model.
+
+    CLI tests replace `fleet_rlm.lm.make_lms` with a scripted LM; the configured model keeps
+    them independent of what this machine has installed (e.g. the offline model).
+    """
+    monkeypatch.chdir(tmp_path)
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    monkeypatch.setenv("FLEET_RLM_ENV_FILE", str(env_file))
+    monkeypatch.setenv("DSPY_LM_MODEL", "openai/scripted-test")
+    monkeypatch.setenv("DSPY_LLM_API_KEY", "test-key-never-sent")
+    return tmp_path

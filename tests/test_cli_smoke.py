@@ -28,14 +28,8 @@ SPEC_COMMANDS = [
 
 
 @pytest.fixture
-def scripted(monkeypatch, tmp_path):
+def scripted(monkeypatch, cli_env):
     """Make every command use a ScriptedLM; returns a setter for the script."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FLEET_RLM_ENV_FILE", str(tmp_path / "none.env"))
-    # a configured (never called) model: make_lms is replaced by a scripted LM below
-    monkeypatch.setenv("DSPY_LM_MODEL", "openai/scripted-test")
-    monkeypatch.setenv("DSPY_LLM_API_KEY", "test-key-never-sent")
-    (tmp_path / "none.env").write_text("")
     holder: dict = {}
 
     def fake_make_lms(settings, model=None):

@@ -33,14 +33,8 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def docs(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FLEET_RLM_ENV_FILE", str(tmp_path / "empty.env"))
-    # a configured (never called) model: make_lms is replaced by a scripted LM below
-    monkeypatch.setenv("DSPY_LM_MODEL", "openai/scripted-test")
-    monkeypatch.setenv("DSPY_LLM_API_KEY", "test-key-never-sent")
-    (tmp_path / "empty.env").write_text("")
-    path = tmp_path / "guide.md"
+def docs(cli_env):
+    path = cli_env / "guide.md"
     path.write_text(DOC)
     return path
 

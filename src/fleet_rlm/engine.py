@@ -113,7 +113,7 @@ class RunResult:
         return self.records[-1]
 
 
-def _usage(history: list[dict]) -> tuple[int | None, int | None]:
+def token_usage(history: list[dict]) -> tuple[int | None, int | None]:
     prompt = completion = 0
     seen = False
     for entry in history:
@@ -152,7 +152,7 @@ class _Recorder(BaseCallback):
         if started is None or outputs is None:
             return
         t0, mark = started
-        prompt, completion = _usage(self.planner.history[mark:])
+        prompt, completion = token_usage(self.planner.history[mark:])
         self._pending = {
             "reasoning": getattr(outputs, "reasoning", "") or "",
             "code": getattr(outputs, "code", "") or "",
@@ -352,8 +352,8 @@ def run_rlm(
     outputs = (
         {name: prediction[name] for name in sig.output_fields} if prediction is not None else None
     )
-    prompt, completion = _usage(planner.history)
-    sub_prompt, sub_completion = _usage(sub.history)
+    prompt, completion = token_usage(planner.history)
+    sub_prompt, sub_completion = token_usage(sub.history)
     emit(
         {
             "type": "result",

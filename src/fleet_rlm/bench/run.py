@@ -18,7 +18,7 @@ from pathlib import Path
 import dspy
 
 from fleet_rlm.bench.tasks import Task, score
-from fleet_rlm.engine import RunError, SandboxOptions, run_rlm
+from fleet_rlm.engine import RunError, SandboxOptions, run_rlm, token_usage
 from fleet_rlm.signatures import EXPLORE
 
 METHODS = ("rlm", "direct", "dspy-rlm")
@@ -55,18 +55,6 @@ class Outcome:
     seconds: float
     iterations: int | None = None
     failure: str | None = None  # None, "wrong", "no_answer", "lm_error", "sandbox", "unavailable"
-
-
-def _usage(history: list[dict]) -> tuple[int | None, int | None]:
-    p = c = 0
-    seen = False
-    for h in history:
-        u = h.get("usage") or {}
-        if u:
-            seen = True
-            p += int(u.get("prompt_tokens") or 0)
-            c += int(u.get("completion_tokens") or 0)
-    return (p, c) if seen else (None, None)
 
 
 def _classify(exc: BaseException) -> str:
@@ -110,7 +98,11 @@ def run_one(
             tokens = (s["prompt_tokens"], s["completion_tokens"])
         elif method == "direct":
             pred, copy = _direct(task, lm, direct_chars)
-            prediction, calls, tokens = str(pred.answer), len(copy.history), _usage(copy.history)
+            prediction, calls, tokens = (
+                str(pred.answer),
+                len(copy.history),
+                token_usage(copy.history),
+            )
         elif method == "dspy-rlm":
             from fleet_rlm.bench.peers import DenoFactory, deno_available
 
@@ -141,8 +133,8 @@ def run_one(
                 pred = rlm(**inputs)
             prediction = str(pred.answer)
             calls = len(planner.history) + len(sub.history)
-            p1, c1 = _usage(planner.history)
-            p2, c2 = _usage(sub.history)
+            p1, c1 = token_usage(planner.history)
+            p2, c2 = token_usage(sub.history)
             tokens = ((p1 or 0) + (p2 or 0), (c1 or 0) + (c2 or 0))
             iterations = len(pred.trajectory)
         else:
