@@ -85,17 +85,16 @@ def compact_demos(signature: Any) -> list:
     """Two worked steps on an unrelated log-search task: grep with a word from the question,
     then SUBMIT from the variables. Small models copy this shape instead of pasting previews.
 
-    Only for signatures with one long text input, one question-like input and one output.
+    Only for signatures with one long text input and one question-like input; the SUBMIT
+    call fills every output field with a value of its type.
     """
     import dspy
     from dspy.primitives.repl_types import REPLHistory
 
     inputs = list(signature.input_fields)
-    outputs = list(signature.output_fields)
-    if len(inputs) != 2 or len(outputs) != 1:
+    if len(inputs) != 2:
         return []
     text, question = inputs
-    out = outputs[0]
     variables = _DEMO_VARIABLES.format(name=text, question=question)
     first_code = (
         f'hits = re.findall(r"[^\\n]*payments[^\\n]*", {text})\nprint(len(hits))\nprint(hits[:5])'
@@ -118,9 +117,25 @@ def compact_demos(signature: Any) -> list:
         repl_history=history,
         iteration="2/8",
         reasoning="The output shows the port: 8443.",
-        code=f'```python\nSUBMIT({out}="8443")\n```',
+        code=f"```python\nSUBMIT({_demo_values(signature)})\n```",
     ).with_inputs("variables_info", "repl_history", "iteration")
     return [first, second]
+
+
+def _demo_values(signature: Any) -> str:
+    """Keyword arguments for the demo's SUBMIT: the port, shaped for each output's type."""
+    parts = []
+    for name, field in signature.output_fields.items():
+        kind = getattr(field.annotation, "__origin__", field.annotation)
+        value = {
+            int: "8443",
+            float: "8443.0",
+            bool: "True",
+            list: "hits[:1]",
+            dict: '{"port": "8443"}',
+        }.get(kind, '"8443"')
+        parts.append(f"{name}={value}")
+    return ", ".join(parts)
 
 
 class LongText(SandboxSerializable):

@@ -36,6 +36,11 @@ PROTOCOL_VERSION = 1
 CHUNK_CHARS = 4 * 1024 * 1024
 _EOF = object()
 
+REPEAT_NOTE = (
+    "\n[This code is the same as your previous step's, so it printed the same. "
+    "Write different code: search for another word, or SUBMIT what you found.]"
+)
+
 EXECUTION_INSTRUCTIONS = (
     "Code runs in a persistent, isolated Python sandbox (no network; write files only in the "
     "working directory). Variables and imports persist between steps. Tools and SUBMIT are "
@@ -281,6 +286,7 @@ class SandboxInterpreter:
         self._setup_log: list[tuple[str, dict]] = []
         self._next_id = 0
         self._closed = False
+        self._last_code: str | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -372,6 +378,10 @@ class SandboxInterpreter:
             except (CodeExecutionError, SyntaxError) as exc:
                 error = str(exc)
                 raise
+            if isinstance(result, str) and code.strip() == self._last_code:
+                # A model stuck in a loop (greedy decoding) sees why nothing changes.
+                result += REPEAT_NOTE
+            self._last_code = code.strip()
             if any(is_reserved_sandbox_name(n) or n.startswith("_raw_") for n in variables):
                 # dspy's own setup (the sandbox `dspy` facade, serialized inputs): replayed
                 # after a restart so the model keeps what dspy promised it.
