@@ -347,6 +347,15 @@ def server_command(
     ]  # fmt: skip
 
 
+def _die_with_parent() -> None:
+    """In the server child (Linux): SIGTERM it when fleet-rlm dies, even by a signal that
+    skips atexit (a `timeout`, a killed notebook kernel), so no 2 GB server is left behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 class LocalLMServer:
     """`python -m llama_cpp.server` on 127.0.0.1 as a child in its own process group.
 
@@ -405,7 +414,7 @@ class LocalLMServer:
         with os.fdopen(fd, "wb") as log:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_die_with_parent,
             )  # fmt: skip
         atexit.register(self.stop)
         try:
