@@ -274,3 +274,24 @@ def test_closing_or_replacing_stdio_does_not_break_the_channel(make_interpreter,
     _, restarted = run_case(interp, code)
     assert not restarted
     assert interp.execute("import os\nprint('p')\n_ = os.write(1, b'w\\n')") == "p\nw\n"
+
+
+def test_a_script_that_never_shuts_down_leaves_no_sandbox_or_folder_behind():
+    """Users forget `shutdown()`: at exit the sandbox process and its folder still go."""
+    import subprocess
+    import sys
+
+    script = (
+        "from fleet_rlm.sandbox.interpreter import SandboxInterpreter\n"
+        "from fleet_rlm.sandbox.local import LocalTransport\n"
+        "t = LocalTransport()\n"
+        "i = SandboxInterpreter(t, timeout=10)\n"
+        "i.execute(\"open('scratch.txt', 'w').write('x')\")\n"
+        "print(t.workdir, t._proc.pid, flush=True)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    workdir, pid = out.stdout.split()
+    assert not os.path.exists(workdir)
+    assert wait_until(lambda: os.path.exists(f"/proc/{pid}")) is False

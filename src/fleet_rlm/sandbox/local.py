@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +140,8 @@ class LocalTransport:
         self.uid: int | None = None
         self._proc: subprocess.Popen | None = None
         self._stderr = None
+        self._live: dict[str, int] = {}  # the running process group, for the exit-time reaper
+        self._reaper: weakref.finalize | None = None
 
     def driver_config(self) -> dict:
         cfg: dict = {"workdir": self.workdir, "rlimits": self.limits.rlimits()}
@@ -161,6 +164,9 @@ class LocalTransport:
                 self.uid = random.randint(200_000, 2**31 - 10)
                 os.chown(self.workdir, self.uid, self.uid)
                 os.chmod(self.workdir, 0o700)
+            # A caller that never calls close() (a script that just ends) still leaves no
+            # sandbox process and no temporary folder behind: this runs at exit or on collection.
+            self._reaper = weakref.finalize(self, _reap, self._live, self.workdir)
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": self.workdir,
@@ -180,6 +186,7 @@ class LocalTransport:
                 start_new_session=True,
                 bufsize=1 << 16,
             )
+            self._live["pgid"] = self._proc.pid
         except OSError as exc:
             raise SandboxStartError(
                 f"could not start the local sandbox ({self.python}): {exc}"
@@ -188,6 +195,7 @@ class LocalTransport:
 
     def kill(self) -> None:
         proc, self._proc = self._proc, None
+        self._live.pop("pgid", None)
         if proc is None:
             return
         if self.uid is not None:
@@ -251,9 +259,21 @@ class LocalTransport:
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
-        if self.workdir is not None:
+        if self._reaper is not None:
+            self._reaper()  # removes the working folder, once
+            self._reaper = None
+        elif self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
+        self.workdir = None
+
+
+def _reap(live: dict[str, int], workdir: str) -> None:
+    """Kill a still-running sandbox process group, then remove its working folder."""
+    pgid = live.pop("pgid", None)
+    if pgid is not None:
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def check_platform() -> str | None:
