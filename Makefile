@@ -23,7 +23,7 @@ bench:
 	uv run --extra bench python benchmarks/bench_sandbox.py
 
 bench-e2e:
-	uv run --extra bench --extra local fleet-rlm bench --suite small --lm local --methods rlm,direct,dspy-rlm
+	uv run --extra bench --extra local fleet-rlm bench --suite small --lm local --methods rlm,direct
 
 corpus:
 	uv run python scripts/build_dspy_corpus.py
