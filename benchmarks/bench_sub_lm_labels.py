@@ -22,6 +22,7 @@ import time
 from collections import Counter
 
 from fleet_rlm.bench.oolong import LABELS, make_oolong
+from fleet_rlm.bench.tasks import score_label
 from fleet_rlm.config import load_settings
 from fleet_rlm.lm import make_lms
 
@@ -37,8 +38,8 @@ DEFINITIONS = (
 
 
 def _label(text: str) -> str | None:
-    text = text.lower()
-    found = [lab for lab in LABELS if lab in text]
+    """The label a reply names, by the benchmark's own grading rule (`score_label`)."""
+    found = [lab for lab in LABELS if score_label(lab, text, LABELS)]
     return found[0] if len(found) == 1 else None
 
 
